@@ -1,0 +1,1 @@
+"""Recipes shipped with bnnlab (YAML files, one per paper table)."""
