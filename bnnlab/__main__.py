@@ -1,0 +1,3 @@
+from bnnlab.cli import main
+
+main()
