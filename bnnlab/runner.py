@@ -175,7 +175,9 @@ def run_steps(steps: list[StepConfig], *, tracker: Tracker, experiment: str, run
             results.append(res)
             done[cfg.name] = prev = res
         if len(steps) > 1:
-            tracker.log_metrics(proc_id, results[-1].metrics)
+            total = {**results[-1].metrics, "time/total_s": sum(r.wall_s for r in results),
+                     "epochs": sum(r.metrics.get("epochs", 0.0) for r in results)}
+            tracker.log_metrics(proc_id, total)
             tracker.end_run(proc_id, "FINISHED")
     except BaseException as err:
         if len(steps) > 1 and proc_id:

@@ -46,12 +46,35 @@ def sign(x: torch.Tensor, zero: str = "pos") -> torch.Tensor:
     ``zero="pos"`` (default, as larq and bitorch): sign(0) = +1, so the output is
     strictly binary. ``zero="torch"``: torch's convention sign(0) = 0, which the official
     Bi-Real/ReActNet code inherits; it makes activations ternary and blocks Bop flips.
+    The output has ``x``'s dtype.
     """
     if zero == "pos":
-        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+        # sign(sign(x) + 1/2): three vectorised in-place passes, much faster on CPU than
+        # torch.where(x >= 0, 1, -1) (whose kernel is not vectorised); 0 and -0 map to +1.
+        return torch.sign(x).add_(0.5).sign_()
     if zero == "torch":
         return torch.sign(x)
     raise ValueError(f"zero must be one of {ZERO_MODES}, got {zero!r}")
+
+
+def _clip_grad(g: torch.Tensor, x: torch.Tensor, inclusive: bool = True) -> torch.Tensor:
+    """``g * 1{|x| <= 1}`` (``inclusive``) or ``g * 1{|x| < 1}`` in one fused kernel.
+
+    ``hardtanh_backward(g, x, lo, hi)`` keeps ``g`` where ``lo < x < hi``; for the
+    inclusive bound, ``hi`` is the next representable number above 1 in ``x``'s dtype.
+    """
+    if g.dtype != x.dtype:
+        x = x.to(g.dtype)
+    bound = 1.0 + torch.finfo(x.dtype).eps if inclusive else 1.0
+    return torch.ops.aten.hardtanh_backward(g, x, -bound, bound)
+
+
+def _approx_grad(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``g * (2 - 2|x|) * 1{|x| <= 1}``: one allocation, in-place passes."""
+    t = x.abs()
+    if t.dtype != g.dtype:
+        t = t.to(g.dtype)
+    return t.mul_(-2.0).add_(2.0).clamp_(min=0.0).mul_(g)
 
 
 class _SteSign(torch.autograd.Function):
@@ -65,7 +88,7 @@ class _SteSign(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return g * (x.abs() <= 1).to(g.dtype), None
+        return _clip_grad(g, x), None
 
 
 class _ApproxSign(torch.autograd.Function):
@@ -79,7 +102,7 @@ class _ApproxSign(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        return g * (2.0 - 2.0 * x.abs()).clamp_(min=0), None
+        return _approx_grad(g, x), None
 
 
 def ste_sign(x: torch.Tensor, zero: str = "pos") -> torch.Tensor:
@@ -138,7 +161,7 @@ class _SignWeight(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         (w,) = ctx.saved_tensors
-        return g * (w.abs() <= 1).to(g.dtype), None
+        return _clip_grad(g, w), None
 
 
 def _channel_scale(w: torch.Tensor) -> torch.Tensor:
@@ -158,16 +181,17 @@ class _MagnitudeAwareSign(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, w, grad="paper", zero="pos"):
-        ctx.save_for_backward(w)
+        scale = _channel_scale(w)
+        ctx.save_for_backward(w, scale)  # scale is one number per output channel
         ctx.grad_mode = grad
-        return _channel_scale(w) * sign(w, zero)
+        return sign(w, zero).mul_(scale)
 
     @staticmethod
     def backward(ctx, g):
-        (w,) = ctx.saved_tensors
+        w, scale = ctx.saved_tensors
         if ctx.grad_mode == "paper":
-            return g * _channel_scale(w) * (w.abs() < 1).to(g.dtype), None, None
-        return g * (w.abs() <= 1).to(g.dtype), None, None
+            return _clip_grad(g, w, inclusive=False).mul_(scale.to(g.dtype)), None, None
+        return _clip_grad(g, w), None, None
 
 
 def sign_weight(w: torch.Tensor, zero: str = "pos") -> torch.Tensor:
