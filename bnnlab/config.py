@@ -65,7 +65,7 @@ class DataConfig(_Strict):
     train_limit: int | None = Field(default=None, gt=0)
     val_limit: int | None = Field(default=None, gt=0)
     num_workers: int = Field(default=0, ge=0)
-    normalize: str = "pm1"
+    normalize: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
 
