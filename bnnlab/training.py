@@ -27,7 +27,9 @@ __all__ = ["BnnModule", "build_model", "load_model_weights", "build_frozen", "No
 
 
 class NonFiniteLossError(BnnlabError):
-    """The loss became NaN or Inf."""
+    """The loss became NaN or Inf (the CLI exits with code 3: training diverged)."""
+
+    exit_code = 3
 
 
 def build_model(cfg: StepConfig, num_classes: int, in_channels: int, input_size: int) -> nn.Module:
@@ -38,6 +40,8 @@ def build_model(cfg: StepConfig, num_classes: int, in_channels: int, input_size:
         kw["activation"] = cfg.model.activation
     if cfg.model.weight is not None:
         kw["weight"] = cfg.model.weight
+    elif cfg.optim.name == "bop":
+        kw["weight"] = "sign"  # Bop's setting: plain +-1 weights, no scale, no latent weights
     kw.update(cfg.model.options)
     return create_model(cfg.model.name, **kw)
 
@@ -327,6 +331,13 @@ class BnnModule(L.LightningModule):
             if not binary:
                 raise BnnlabError(f"optimizer 'bop' needs binary weights, but model '{self.cfg.model.name}' "
                                   f"with weight='{self.cfg.model.weight}' has none")
+            blocked = sorted({m.weight_quantizer.name for m in self.model.modules()
+                              if getattr(getattr(m, "weight_quantizer", None), "grad", None) == "paper"})
+            if blocked:
+                raise BnnlabError(
+                    f"optimizer 'bop' with weight binarizer '{blocked[0]}': its paper gradient 1{{|w|<1}} is zero "
+                    "at the +-1 weights Bop keeps, so nothing would ever flip; use --weight sign (Bop paper) "
+                    "or scaled-official")
             opts = [Bop(binary, gamma=o.gamma, tau=o.tau, foreach=o.foreach)]
             real = other + extra
             if real:
