@@ -116,7 +116,21 @@ class ModelSummary:
         """A :class:`rich.table.Table`: per-layer rows (conv/linear only) and a totals row."""
         from rich.table import Table
 
-        table = Table(title=f"{self.model} ({'x'.join(map(str, self.input_shape))})")
+        title = f"{self.model} ({'x'.join(map(str, self.input_shape))})"
+        t = self.totals
+        if not layers:
+            table = Table(title=title)
+            table.add_column("total")
+            table.add_column("value", justify="right")
+            for label, value in (("params", f"{t['params']:,}"), ("binary params", f"{t['binary_params']:,}"),
+                                 ("real params", f"{t['real_params']:,}"),
+                                 ("memory (Mbit)", f"{t['memory_mbit']:.2f}"),
+                                 ("32-bit memory (Mbit)", f"{t['real_memory_mbit']:.2f}"),
+                                 ("saving", f"{t['memory_saving']:.2f}x"), ("BOPs", f"{t['bops']:.3g}"),
+                                 ("FLOPs", f"{t['flops']:.3g}"), ("OPs = BOPs/64 + FLOPs", f"{t['ops']:.3g}")):
+                table.add_row(label, value)
+            return table
+        table = Table(title=title)
         for col in ("layer", "type", "in", "w", "binary params", "real params", "BOPs", "FLOPs", "output"):
             table.add_column(col, justify="left" if col in ("layer", "type", "output") else "right")
         if layers:
@@ -239,3 +253,24 @@ def summarize(model_or_name, input_size: int | None = None, in_channels: int | N
                   real_memory_mbit=real_memory, memory_saving=real_memory / memory if memory else 1.0,
                   macs=sum(r.macs for r in layers), bops=bops, flops=flops, ops=bops / 64 + flops)
     return ModelSummary(label, shape, layers, totals)
+
+
+def list_summary(names: list[str] | None = None):
+    """One row per registered model at its paper input size, as a :class:`pandas.DataFrame`.
+
+    Columns: model, input, params (M), binary params (M), memory (Mbit), saving vs 32-bit,
+    BOPs, FLOPs, OPs.
+    """
+    import pandas as pd
+
+    from bnnlab.models import list_models
+
+    rows = []
+    for name in names or list_models():
+        s = summarize(name)
+        t = s.totals
+        rows.append({"model": name, "input": "x".join(map(str, s.input_shape[1:])),
+                     "params (M)": t["params"] / 1e6, "binary (M)": t["binary_params"] / 1e6,
+                     "memory (Mbit)": t["memory_mbit"], "saving": t["memory_saving"],
+                     "BOPs": float(t["bops"]), "FLOPs": float(t["flops"]), "OPs": float(t["ops"])})
+    return pd.DataFrame(rows)

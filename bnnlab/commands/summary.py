@@ -27,7 +27,7 @@ def summary(
         if as_json:
             print_json(df.to_dict(orient="records"))
         elif markdown:
-            typer.echo(df.to_markdown(index=False))
+            typer.echo(df.to_markdown(index=False, floatfmt=".3g"))
         else:
             from rich.table import Table
 
@@ -45,9 +45,9 @@ def summary(
     if as_json:
         print_json(s.to_dict())
     elif markdown:
-        typer.echo(s.to_markdown())
+        typer.echo(s.to_markdown(layers=per_layer))
     else:
-        console().print(s.rich_table(per_layer=per_layer))
+        console().print(s.rich_table(layers=per_layer))
 
 
 def _fmt(v) -> str:
