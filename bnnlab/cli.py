@@ -9,7 +9,9 @@ from __future__ import annotations
 import typer
 
 from bnnlab import __version__
-from bnnlab.commands import bench, runs, summary, train
+from bnnlab.commands import bench, recipes_cmd, reproduce, runs, summary, train
+from bnnlab.commands import compare as compare_cmd
+from bnnlab.commands import report as report_cmd
 from bnnlab.commands._common import state
 
 app = typer.Typer(
@@ -43,6 +45,15 @@ app.command("summary", help="Params, memory, BOPs/FLOPs/OPs of a model (all mode
     summary.summary)
 app.command("bench", help="Benchmark binary vs real steps, bnnlab vs official-style code, Bop vs Adam.")(
     bench.bench)
+
+
+app.command("reproduce", help="Reproduce a paper's table from a recipe (default: CPU-sized mini scale).")(
+    reproduce.reproduce)
+app.add_typer(recipes_cmd.app, name="recipes", help="List the shipped recipes, or `show NAME`.")
+app.command("compare", help="Compare methods: vary optimizers, activations, losses, ... over seeds.")(
+    compare_cmd.compare)
+app.command("report", help="Write Markdown + PNG reports of recipes and comparisons from MLflow runs.")(
+    report_cmd.report)
 
 
 def main() -> None:

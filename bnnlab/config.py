@@ -216,6 +216,14 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         msg = "unknown field"
     got = first.get("input")
     got_s = "" if first["type"] in ("missing", "extra_forbidden") else f" (got {got!r})"
+    if first["type"] == "literal_error" and isinstance(got, str):
+        import difflib
+        import re
+
+        known = re.findall(r"'([^']*)'", str(first.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(got, known, n=1, cutoff=0.5)
+        if close:
+            got_s += f". Did you mean '{close[0]}'?"
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"{source}: field '{loc}': {msg}{got_s}{more}"
 

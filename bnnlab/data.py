@@ -25,8 +25,9 @@ Conventions shared by every module:
 - Every batch from every loader is ``(x, y, index)``; ``index`` (LongTensor) is the sample's
   position in its split (after ``train_limit``/``val_limit``, so always ``0..train_size-1`` for
   the training split) -- the contrastive loss keys its memory bank on it.
-- The train loader shuffles with a ``torch.Generator`` seeded from ``seed``: the same seed gives
-  the same data order. Val loaders never shuffle. Random augmentations draw from torch's global
+- The train loader shuffles with :class:`EpochShuffleSampler`, seeded from ``(seed, epoch)``: the
+  same seed gives the same data order, and epoch k's order does not depend on a resume. Val
+  loaders never shuffle. Random augmentations draw from torch's global
   RNG (seed it with ``lightning.seed_everything``).
 - ``check()`` is cheap and is meant to run before any training. It raises
   :class:`~bnnlab.errors.MissingDataError` (one line: dataset, exact path looked for, how to provide
@@ -145,6 +146,31 @@ class DataFileError(BnnlabError):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class EpochShuffleSampler(torch.utils.data.RandomSampler):
+    """Shuffles each epoch with a generator seeded from ``(seed, epoch)``.
+
+    Lightning calls ``set_epoch`` before every epoch (from its restored progress counters on
+    resume), so epoch *k* sees the same order whether or not the run was interrupted and
+    resumed. It is a ``RandomSampler``, so under DDP Lightning swaps it for its own
+    epoch-seeded ``DistributedSampler`` as usual.
+    """
+
+    def __init__(self, data_source, seed: int = 0):
+        super().__init__(data_source)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        import numpy as np
+
+        state = np.random.SeedSequence([self.seed & 0xFFFFFFFF, self.epoch]).generate_state(2)
+        g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        return iter(torch.randperm(len(self.data_source), generator=g).tolist())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,7 +325,7 @@ class BnnDataModule(L.LightningDataModule):
         return DataLoader(
             self.train_set,
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=EpochShuffleSampler(self.train_set, self.seed),
             generator=torch.Generator().manual_seed(self.seed),
             drop_last=n > 1 and n % self.batch_size == 1,
             **self._loader_kwargs(),

@@ -104,10 +104,12 @@ def _check_hparams(gamma, tau) -> None:
         raise ValueError(f"Bop tau must be >= 0, got {tau}")
 
 
-# How the update works (w is +-1, so m * w is exact):
+# How the update works (w is +-1, so m * w is exact; the sign of a rounded difference is
+# the sign of the exact difference):
 #   flip  <=>  m * w > tau  <=>  t = tau - m * w < 0.
-#   t is +0.0 (never -0.0) on a tie, so r = copysign(1, t) is -1 exactly where w flips and
-#   +1 elsewhere; w <- w * r; flips = (n - sum(r)) / 2.
+#   loop path: t is +0.0 (never -0.0) on a tie, so r = copysign(1, t) is -1 exactly where
+#   w flips and +1 elsewhere; w <- w * r; flips = (n - sum(r)) / 2  (4 passes after the EMA).
+#   foreach path: f = max(sign(m * w - tau), 0) in {0, 1}; w <- w - 2 w f; flips = sum(f).
 # Both paths decide from the same m (one lerp kernel) with sign-exact arithmetic, so
 # they give bit-identical weights, momenta and flip counts.
 
@@ -147,12 +149,11 @@ def _bop_update_loop(ws, gs, ms, gamma, tau):
 def _bop_update_foreach(ws, gs, ms, gamma, tau):
     """Vectorised path: one foreach kernel per pass over all tensors of a group."""
     torch._foreach_lerp_(ms, gs, gamma)
-    rs = torch._foreach_mul(ms, ws)  # m * w (exact)
-    torch._foreach_neg_(rs)
-    torch._foreach_add_(rs, tau)  # t = tau - m * w, +0.0 on ties
-    torch._foreach_sign_(rs)  # -1 flip, 0 tie, +1 keep
-    torch._foreach_mul_(rs, 2.0)
-    torch._foreach_add_(rs, 1.0)
-    torch._foreach_clamp_max_(rs, 1.0)  # {-1, 1, 3} -> {-1, 1, 1}
-    torch._foreach_mul_(ws, rs)
-    return _flip_count([_sum_pm1(r) for r in rs], sum(w.numel() for w in ws))
+    fs = torch._foreach_mul(ms, ws)  # m * w (exact)
+    torch._foreach_sub_(fs, tau)  # > 0 exactly where w flips; ties give 0
+    torch._foreach_sign_(fs)
+    torch._foreach_clamp_min_(fs, 0.0)  # flip indicator f in {0, 1}
+    torch._foreach_addcmul_(ws, ws, fs, value=-2.0)  # w - 2 w f
+    total = torch.stack([f.sum(dtype=torch.float64 if f.numel() >= 2**24 else torch.float32).double()
+                         for f in fs]).sum()
+    return total.round().long()

@@ -161,9 +161,9 @@ def set_quantizers(model: nn.Module, activation: str | None = None,
                    weight: str | None = None, only: Iterable[str] | None = None) -> None:
     """Swap the quantizers of every binary layer in place (for multi-step training).
 
-    ``only`` restricts the change to layers whose current weight quantizer is binary or
-    to the given module names. RSign modules keep their threshold and get the new
-    activation's gradient.
+    ``only`` restricts the change to the given module names (as in ``named_modules()``).
+    Parameter names and shapes never change, so ``state_dict`` keys stay the same. RSign
+    modules keep their threshold and get the new activation's gradient.
     """
     names = set(only) if only is not None else None
     for name, m in _quant_layers(model):

@@ -1,7 +1,9 @@
 """Sign functions, activation binarizers and weight binarizers, with their gradients.
 
-Every binarizer is a custom :class:`torch.autograd.Function` that saves one tensor and
-computes its gradient in one fused expression (no ``detach`` chains). The detach-trick
+Every binarizer is a custom :class:`torch.autograd.Function` that saves one input-sized
+tensor (the input itself; the magnitude-aware sign also keeps its per-channel scale) and
+computes its gradient with few in-place elementwise passes (the clipped STE in a single
+fused ``hardtanh_backward`` kernel), with no ``detach`` chains. The detach-trick
 form used by the official Bi-Real Net / ReActNet PyTorch code is kept as
 ``"approx-detach"`` for fidelity checks and benchmarks.
 
@@ -49,6 +51,8 @@ def sign(x: torch.Tensor, zero: str = "pos") -> torch.Tensor:
     The output has ``x``'s dtype.
     """
     if zero == "pos":
+        if not x.is_floating_point():
+            return torch.where(x >= 0, 1, -1).to(x.dtype)
         # sign(sign(x) + 1/2): three vectorised in-place passes, much faster on CPU than
         # torch.where(x >= 0, 1, -1) (whose kernel is not vectorised); 0 and -0 map to +1.
         return torch.sign(x).add_(0.5).sign_()

@@ -41,7 +41,9 @@ def summary(
     kwargs = {k: parse_value(v) for k, v in parse_sets(sets).items()}
     if proxy:
         kwargs = {**model_info(model).proxy, **kwargs}
-    s = summarize(model, input_size=input_size, **kwargs)
+    if input_size is not None:
+        kwargs["input_size"] = input_size
+    s = summarize(model, **kwargs)
     if as_json:
         print_json(s.to_dict())
     elif markdown:

@@ -43,6 +43,12 @@ def train(
     experiment: str = typer.Option("train", "--experiment", help="MLflow experiment name."),
     run_name: str = typer.Option(None, "--run-name", help="MLflow run name."),
     tracking_uri: str = typer.Option(None, "--tracking-uri", help="MLflow store (default: sqlite in ./bnnlab-runs)."),
+    resume: bool = typer.Option(
+        False, "--resume",
+        help="Continue the newest interrupted (KILLED, or RUNNING with its process gone) run with the "
+             "same options from its last checkpoint, into the same MLflow run; start one if there is none."),
+    resume_run: str = typer.Option(None, "--resume-run", metavar="RUN_ID",
+                                   help="Continue this interrupted run (same options required)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train one model and record params, per-epoch metrics and the checkpoint in MLflow."""
@@ -79,7 +85,7 @@ def train(
     tracker = Tracker(tracking_uri)
     name = run_name or f"{cfg.model.name}-{cfg.optim.name}-s{cfg.seed}"
     (res,) = run_steps([cfg], tracker=tracker, experiment=experiment, run_name=name,
-                       tags={"bnnlab.command": "train"})
+                       tags={"bnnlab.command": "train"}, resume=resume_run or resume or None)
     if as_json:
         print_json({"run_id": res.run_id, "status": res.status, "metrics": res.metrics,
                     "checkpoint": str(res.checkpoint), "tracking_uri": tracker.uri})
