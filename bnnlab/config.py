@@ -93,7 +93,7 @@ class OptimConfig(_Strict):
     gamma: float = Field(default=1e-3, gt=0, le=1)
     tau: float = Field(default=1e-6, ge=0)
     gamma_schedule: Schedule = Field(default_factory=Schedule)
-    foreach: bool = True
+    foreach: bool | None = None  # None: per-device default (Bop: loop on CPU, foreach on CUDA)
 
 
 class TeacherConfig(_Strict):
