@@ -47,8 +47,9 @@ app.command("bench", help="Benchmark binary vs real steps, bnnlab vs official-st
     bench.bench)
 
 
-app.command("reproduce", help="Reproduce a paper's table from a recipe (default: CPU-sized mini scale).")(
-    reproduce.reproduce)
+app.command("reproduce", help="Reproduce a paper's table from a recipe. Default --scale mini: a CPU proxy on "
+            "the bundled digits (minutes; not comparable with the paper's numbers); --scale paper needs GPUs "
+            "and the dataset (--data-dir).")(reproduce.reproduce)
 app.add_typer(recipes_cmd.app, name="recipes", help="List the shipped recipes, or `show NAME`.")
 app.command("compare", help="Compare methods: vary optimizers, activations, losses, ... over seeds.")(
     compare_cmd.compare)
