@@ -243,7 +243,7 @@ def _parent_of(run) -> str | None:
 
 
 def find_resumable(tracker: Tracker, experiment: str, steps: list[StepConfig], resume: bool | str,
-                   parent_run_id: str | None = None):
+                   parent_run_id: str | None = None, check_lock: bool = True):
     """The MLflow row run that ``resume`` designates, or ``None`` (start a new run).
 
     ``resume`` is ``True``/``"auto"`` (newest unfinished run with the same config hash in
@@ -255,7 +255,7 @@ def find_resumable(tracker: Tracker, experiment: str, steps: list[StepConfig], r
             experiment, f"tags.`bnnlab.config_hash` = '{h}' and tags.`bnnlab.level` = 'row'")
         for run in found:
             if (run.info.status in RESUMABLE and _parent_of(run) == parent_run_id
-                    and not RunLock.held_elsewhere(run.info.run_id)):
+                    and not (check_lock and RunLock.held_elsewhere(run.info.run_id))):
                 return run
         return None
     run_id = str(resume)
@@ -273,7 +273,7 @@ def find_resumable(tracker: Tracker, experiment: str, steps: list[StepConfig], r
     if run.info.status not in RESUMABLE:
         raise BnnlabError(f"--resume {run_id}: run is {run.info.status}, nothing to resume "
                           "(only RUNNING or KILLED runs can be resumed)")
-    if RunLock.held_elsewhere(run.info.run_id):
+    if check_lock and RunLock.held_elsewhere(run.info.run_id):
         raise BnnlabError(f"--resume {run_id}: run is still being trained by another process")
     return run
 
@@ -340,7 +340,7 @@ def _reuse_finished(tracker: Tracker, run, name: str) -> StepResult:
     if not ckpt.is_file():
         try:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
-            tracker.client.download_artifacts(run_id, "checkpoints/last.ckpt", str(ckpt.parent.parent / run_id / "_dl"))
+            tracker.client.download_artifacts(run_id, "checkpoints/last.ckpt", str(ckpt.parent / "_dl"))
             (ckpt.parent / "_dl" / "checkpoints" / "last.ckpt").replace(ckpt)
         except Exception:  # noqa: BLE001
             raise BnnlabError(f"step '{name}' (run {run_id}) finished but its checkpoint {ckpt} is gone "
@@ -380,7 +380,9 @@ def run_steps(steps: list[StepConfig], *, tracker: Tracker, experiment: str, run
     with _signal_handlers():
         prior_row = None
         if ctx is None and resume:
-            prior_row = find_resumable(tracker, experiment, steps, resume, parent_run_id)
+            # ranks > 0 started by torchrun/srun look up the same run read-only (rank 0 may
+            # already hold its lock on this node)
+            prior_row = find_resumable(tracker, experiment, steps, resume, parent_run_id, check_lock=rank0)
         prior_steps: dict[str, Any] = {}
         proc_id = parent_run_id
         proc_lock = None
@@ -493,8 +495,9 @@ def _run_one(cfg, i, n, store, experiment, run_name, tags, parent_id, extra_call
         last = checkpoint_dir(run_id) / "last.ckpt"
         ckpt_path = str(last) if last.is_file() else None
         resumed = True
-    else:
-        run_id = store.start_run(experiment, name, step_tags, parent_id)
+    else:  # on a rank > 0 without context (torchrun/srun) nothing is created: a placeholder id
+        run_id = (store.start_run(experiment, name, step_tags, parent_id)
+                  or f"rank-{os.environ.get('RANK', os.environ.get('SLURM_PROCID', '?'))}-{cfg.name}")
     lock = RunLock(run_id) if ctx is None and store.enabled else None
     if lock is not None and not lock.acquire():
         raise BnnlabError(f"run {run_id} is being trained by another process")

@@ -311,6 +311,9 @@ class Tracker:
 def make_lightning_logger(tracker: Tracker, run_id: str):
     """A Lightning MLFlowLogger writing into an existing run, one step per epoch.
 
+    Kept for library users; ``run_steps`` no longer uses it: it logs each epoch's metrics
+    itself, right after that epoch's checkpoint is saved (see :mod:`bnnlab.runner`).
+
     bnnlab logs params itself and ends runs itself (so it can log the checkpoint first
     and set KILLED/FAILED precisely); the logger only writes metrics.
     """

@@ -44,7 +44,7 @@ def test_bop_pairs_with_adam_and_keeps_weights_binary():
 
 def test_bop_on_real_model_is_a_clear_error():
     with pytest.raises(BnnlabError, match="binary weights"):
-        _fit(_cfg(**{"optim.name": "bop", "model.name": "mlp"}))
+        _fit(_cfg(**{"optim.name": "bop", "model.weight": "real"}))
 
 
 def test_train_only_bn_changes_nothing_else():

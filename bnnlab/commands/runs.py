@@ -38,6 +38,8 @@ def runs(
                 "metrics.best/val_top1": r.data.metrics.get("best/val_top1"),
                 "metrics.time/total_s": r.data.metrics.get("time/total_s"),
                 "parent": r.data.tags.get("mlflow.parentRunId", ""),
+                "failure": r.data.tags.get("bnnlab.failure", ""),
+                "resumes": int(r.data.tags.get("bnnlab.resumes", "0")),
             })
     if as_json:
         print_json(rows)
