@@ -47,6 +47,7 @@ import difflib
 import itertools
 import json
 import math
+import shlex
 import sys
 import types
 import typing
@@ -54,6 +55,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bnnlab.errors import BnnlabError
+from bnnlab.tracking import env_tags
 
 __all__ = ["AXIS_FLAGS", "config_keys", "check_key", "split_values", "parse_vary", "build_axes",
            "variants", "variant_label", "helper_steps", "target_steps", "variant_steps", "compare", "summarize",
@@ -329,44 +331,13 @@ def _helper_config(spec: dict, ref: dict, seed: int, role: str):
     return validate_config(data, source=f"compare {role}")
 
 
-def env_tags() -> dict[str, str]:
-    """Software versions and device of this process (``env.*`` tags for provenance)."""
-    import platform
-    from importlib import metadata
-
-    def ver(pkg: str) -> str:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return ""
-
-    out = {"env.python": platform.python_version(), "env.torch": ver("torch"),
-           "env.lightning": ver("lightning"), "env.mlflow": ver("mlflow")}
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            out["env.device"] = f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-        else:
-            import os
-
-            n = torch.get_num_threads()
-            out["env.device"] = f"cpu ({platform.machine()}, {os.cpu_count()} cores, {n} thread{'s' if n != 1 else ''})"
-    except Exception:  # noqa: BLE001 -- provenance is best effort
-        out["env.device"] = "unknown"
-    return out
 
 
 # --------------------------------------------------------------------------- running
 
 
 def _argv() -> str:
-    import shlex
-
-    args = sys.argv[1:]
-    if "compare" not in args:
-        return f"(python API: {shlex.join([sys.argv[0] if sys.argv else 'python', *args])})"
-    return shlex.join(["bnnlab", *args])
+    return f"(python API: bnnlab.compare.compare; process {shlex.join(sys.argv) or 'python'})"
 
 
 def compare(base: dict | list[dict], axes: dict[str, list[Any]], seeds: int = 1, tracker=None, *,

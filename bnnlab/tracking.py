@@ -203,9 +203,38 @@ def git_info() -> dict[str, str]:
     return {"commit": commit, "dirty": "true" if dirty else "false"} if commit else {"commit": "", "dirty": ""}
 
 
+@lru_cache(maxsize=1)
+def env_tags() -> dict[str, str]:
+    """Software versions and device of this process (``env.*`` tags for provenance)."""
+    import platform
+    from importlib import metadata
+
+    def ver(pkg: str) -> str:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return ""
+
+    out = {"env.python": platform.python_version(), "env.torch": ver("torch"),
+           "env.lightning": ver("lightning"), "env.mlflow": ver("mlflow")}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            out["env.device"] = f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+        else:
+            import os
+
+            n = torch.get_num_threads()
+            out["env.device"] = f"cpu ({platform.machine()}, {os.cpu_count()} cores, {n} thread{'s' if n != 1 else ''})"
+    except Exception:  # noqa: BLE001 -- provenance is best effort
+        out["env.device"] = "unknown"
+    return out
+
+
 def base_tags() -> dict[str, str]:
     g = git_info()
-    return {"bnnlab.version": __version__, "git.commit": g["commit"], "git.dirty": g["dirty"]}
+    return {"bnnlab.version": __version__, "git.commit": g["commit"], "git.dirty": g["dirty"], **env_tags()}
 
 
 class Tracker:

@@ -56,3 +56,35 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
 
 def print_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+def command_line(ctx, *arguments: str) -> str:
+    """The exact ``bnnlab ...`` command line of this invocation, for provenance tags.
+
+    From a shell, ``sys.argv`` is it. In-process (tests, the Python API) ``sys.argv`` is
+    someone else's, so the line is rebuilt from the parsed options: ``arguments`` are the
+    positional values, every option that differs from its default follows.
+    """
+    import shlex
+    from pathlib import Path
+
+    name = ctx.info_name
+    args = sys.argv[1:]
+    if name in args and Path(sys.argv[0]).name in ("bnnlab", "__main__.py", "cli.py"):
+        return shlex.join(["bnnlab", *args])
+    out = ["bnnlab", name, *map(str, arguments)]
+    for param in ctx.command.params:
+        if getattr(param, "param_type_name", "") != "option" or param.name not in ctx.params:
+            continue
+        value = ctx.params[param.name]
+        if value is None or value is False or value == param.default or value in ((), []):
+            continue
+        flag = max(param.opts, key=len)
+        if value is True:
+            out.append(flag)
+        elif isinstance(value, list | tuple):
+            for v in value:
+                out += [flag, str(v)]
+        else:
+            out += [flag, str(value)]
+    return shlex.join(out)

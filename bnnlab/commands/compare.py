@@ -11,13 +11,14 @@ from typing import Any
 
 import typer
 
-from bnnlab.commands._common import console, handle_errors, parse_sets, print_json
+from bnnlab.commands._common import command_line, console, handle_errors, parse_sets, print_json
 
 _AXIS_HELP = "Comma-separated values of {key} to compare."
 
 
 @handle_errors
 def compare(
+    ctx: typer.Context,
     optimizers: str = typer.Option(None, "--optimizers", help=_AXIS_HELP.format(key="optim.name") + " e.g. adam,bop"),
     activations: str = typer.Option(None, "--activations",
                                     help=_AXIS_HELP.format(key="model.activation") + " e.g. ste,approx"),
@@ -91,7 +92,8 @@ def compare(
     try:
         with contextlib.redirect_stdout(sink):
             df = run_compare(base, axes, seeds=seeds, tracking_uri=tracking_uri, experiment=experiment, run_name=name,
-                             target=target, extra_tags=extra, progress=say, steps=steps)
+                             target=target, extra_tags=extra, progress=say, steps=steps,
+                             argv=command_line(ctx))
     finally:
         if sink is not out:
             sink.close()

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from bnnlab.commands._common import console, handle_errors, parse_sets, print_json
+from bnnlab.commands._common import command_line, console, handle_errors, parse_sets, print_json
 
 _HELP_SCALE = ("paper: the paper's dataset, model and hyperparameters (needs GPUs and the dataset, "
                "e.g. --data-dir /data/imagenet); mini: a CPU proxy on the bundled digits, minutes on a "
@@ -270,12 +270,12 @@ def reproduce(
         if inv is not None:
             resumed = True
             tracker.set_status(inv, "RUNNING")
-            tracker.set_tags(inv, {"bnnlab.resumed_by": _argv(name, ctx)})
+            tracker.set_tags(inv, {"bnnlab.resumed_by": command_line(ctx, name)})
             print(f"resuming invocation run {inv}: finished rows are kept, unfinished ones continue",
                   file=out, flush=True)
     if rank0 and inv is None:
         inv_tags = {"bnnlab.level": "invocation", "bnnlab.command": "reproduce", "bnnlab.recipe": recipe.name,
-                    "bnnlab.scale": scale, "bnnlab.argv": _argv(name, ctx), "bnnlab.rows": row_ids,
+                    "bnnlab.scale": scale, "bnnlab.argv": command_line(ctx, name), "bnnlab.rows": row_ids,
                     "bnnlab.seeds": str(max(r.seed for r in plan) + 1),
                     "bnnlab.proxy": str(scale != "paper").lower()}
         inv = tracker.start_run(recipe.name, f"{recipe.name}-{scale}", inv_tags)
@@ -383,27 +383,3 @@ def _finished_row(tracker, experiment: str, inv: str, steps) -> dict[str, Any] |
                     "run_id": r.info.run_id, "reused": True}
     return None
 
-def _argv(name: str, ctx=None) -> str:
-    """The exact command line (``bnnlab reproduce ...``). Called in-process (tests, the python
-    API), ``sys.argv`` is someone else's, so the line is rebuilt from the parsed options."""
-    import shlex
-
-    args = sys.argv[1:]
-    if "reproduce" in args and Path(sys.argv[0]).name in ("bnnlab", "__main__.py", "cli.py"):
-        return shlex.join(["bnnlab", *args])
-    out = ["bnnlab", "reproduce", str(name)]
-    for param in getattr(getattr(ctx, "command", None), "params", []):
-        if getattr(param, "param_type_name", "") != "option" or param.name not in ctx.params:
-            continue
-        value = ctx.params[param.name]
-        if value is None or value is False or value == param.default or value in ((), []):
-            continue
-        flag = max(param.opts, key=len)
-        if value is True:
-            out.append(flag)
-        elif isinstance(value, list | tuple):
-            for v in value:
-                out += [flag, str(v)]
-        else:
-            out += [flag, str(value)]
-    return shlex.join(out)
