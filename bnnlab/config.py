@@ -264,12 +264,17 @@ def parse_value(text: str) -> Any:
     return value
 
 
-def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
-    """Set dotted keys (``{"optim.name": "bop"}``) in a copy of ``data``."""
+def apply_overrides(data: dict, overrides: dict[str, Any], merge: bool = False) -> dict:
+    """Set dotted keys (``{"optim.name": "bop"}``) in a copy of ``data``.
+
+    String values are parsed as YAML (``"1e-3"`` -> 0.001), as on the command line. With
+    ``merge=True`` a non-empty mapping merges into an existing section
+    (``model.options: {width: 0.25}`` keeps the other options) while an empty one clears it.
+    """
     out = copy.deepcopy(data)
-    for key, value in overrides.items():
+    for key, value in (overrides or {}).items():
         node = out
-        parts = key.split(".")
+        parts = str(key).split(".")
         for p in parts[:-1]:
             nxt = node.get(p)
             if nxt is None:
@@ -277,7 +282,11 @@ def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
             elif not isinstance(nxt, dict):
                 raise BnnlabError(f"override '{key}': '{p}' is not a section")
             node = nxt
-        node[parts[-1]] = parse_value(value)
+        value, last = parse_value(value), parts[-1]
+        if merge and isinstance(value, dict) and value and isinstance(node.get(last), dict):
+            node[last] = deep_merge(node[last], value)
+        else:
+            node[last] = copy.deepcopy(value)
     return out
 
 

@@ -41,7 +41,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bnnlab.config import StepConfig, _format_validation_error, parse_value, validate_config
+from bnnlab.config import (
+    StepConfig,
+    _format_validation_error,
+    apply_overrides,
+    deep_merge,
+    validate_config,
+)
 from bnnlab.errors import BnnlabError, UnknownNameError
 
 __all__ = ["SCALES", "Recipe", "RecipeRow", "PlannedRun", "PaperMetrics", "load_recipe", "list_recipes",
@@ -205,7 +211,7 @@ class Recipe(_Strict):
                   seed: int | None = None) -> dict[str, Any]:
         """The layered (unvalidated) config dict of one row x scale x step."""
         spec = next(s for s in self.steps if s["name"] == step)
-        data = _merge(copy.deepcopy(self.base), {k: v for k, v in spec.items() if k != "optional"})
+        data = deep_merge(copy.deepcopy(self.base), {k: v for k, v in spec.items() if k != "optional"})
         sc = self.scales[scale]
         data = expand_sets(data, sc.set)
         data = expand_sets(data, sc.steps.get(step, {}))
@@ -306,39 +312,10 @@ class PlannedRun:
 # --------------------------------------------------------------------------- layering
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def expand_sets(data: dict, sets: dict[str, Any]) -> dict:
-    """Apply dotted-key ``sets`` to a copy of ``data``; a mapping value merges into its section
-    (``model.options: {width: 0.25}`` keeps other options) and an empty mapping clears it
-    (``model.options: {}``). String values are parsed as YAML (``"1e-3"`` -> 0.001), as on
-    the command line."""
-    out = copy.deepcopy(data)
-    for key, value in (sets or {}).items():
-        node = out
-        parts = str(key).split(".")
-        for p in parts[:-1]:
-            nxt = node.get(p)
-            if nxt is None:
-                nxt = node[p] = {}
-            elif not isinstance(nxt, dict):
-                raise BnnlabError(f"override '{key}': '{p}' is not a section")
-            node = nxt
-        value = parse_value(value)
-        last = parts[-1]
-        if isinstance(value, dict) and value and isinstance(node.get(last), dict):
-            node[last] = _merge(node[last], value)
-        else:
-            node[last] = copy.deepcopy(value)
-    return out
+    """Apply dotted-key ``sets`` to a copy of ``data``, merging mappings into their sections
+    (see :func:`bnnlab.config.apply_overrides` with ``merge=True``)."""
+    return apply_overrides(data, sets, merge=True)
 
 
 def _drop_unused(cfg: StepConfig, where: str) -> StepConfig:
