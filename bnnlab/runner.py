@@ -67,7 +67,7 @@ from bnnlab.config import StepConfig, flatten
 from bnnlab.errors import BnnlabError
 from bnnlab.tracking import RunLock, Tracker, checkpoint_dir
 
-__all__ = ["StepResult", "run_steps", "quiet_lightning", "RunInterrupted", "config_hash",
+__all__ = ["StepResult", "run_steps", "datamodule_for", "quiet_lightning", "RunInterrupted", "config_hash",
            "find_resumable"]
 
 RESUMABLE = ("RUNNING", "KILLED")
@@ -133,7 +133,8 @@ def _resolve_refs(cfg: StepConfig, done: dict[str, StepResult], prev: StepResult
     return StepConfig.model_validate(data)
 
 
-def _datamodule(cfg: StepConfig):
+def datamodule_for(cfg: StepConfig):
+    """The data module of a step, checked (a missing or corrupt dataset raises at once)."""
     from bnnlab.data import create_datamodule
 
     d = cfg.data
@@ -370,7 +371,7 @@ def run_steps(steps: list[StepConfig], *, tracker: Tracker, experiment: str, run
     tags = dict(tags or {})
     # check every step's data and the trainer options before anything reaches the store
     for cfg in steps:
-        _datamodule(cfg)
+        datamodule_for(cfg)
     _check_trainer_options(steps[0])
     plan_hash = config_hash(steps)
     ctx = json.loads(os.environ[_DDP_ENV]) if (_DDP_ENV in os.environ and not _is_rank_zero()) else None
@@ -472,7 +473,7 @@ def _run_one(cfg, i, n, store, experiment, run_name, tags, parent_id, extra_call
     from bnnlab.callbacks import EpochCheckpoint, FaultInjector
     from bnnlab.training import BnnModule, NonFiniteLossError
 
-    dm = _datamodule(cfg)
+    dm = datamodule_for(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     info = dict(num_classes=dm.num_classes, in_channels=dm.in_channels, input_size=dm.input_size,
                 train_size=dm.train_size)

@@ -28,8 +28,8 @@ def _split_rows(rows: str | None) -> list[str] | None:
 
 def _check_inputs(plan) -> None:
     """Check data and checkpoint files of every planned step before anything trains."""
-    from bnnlab.data import create_datamodule
     from bnnlab.errors import BnnlabError
+    from bnnlab.runner import datamodule_for
 
     seen: set[str] = set()
     for run in plan:
@@ -38,12 +38,7 @@ def _check_inputs(plan) -> None:
             key = d.model_dump_json() + str(cfg.seed)
             if key not in seen:
                 seen.add(key)
-                dm = create_datamodule(
-                    d.name, data_dir=d.data_dir, batch_size=d.batch_size, seed=cfg.seed,
-                    val_fraction=d.val_fraction, download=d.download, augment=d.augment,
-                    num_workers=d.num_workers, image_size=d.image_size, train_limit=d.train_limit,
-                    val_limit=d.val_limit, normalize=d.normalize, **d.options)
-                dm.check()
+                datamodule_for(cfg)
             specs = [("init.from", cfg.init.from_)]
             specs += [(f"{f}.checkpoint", s.checkpoint) for f, s in (
                 ("loss.teacher", cfg.loss.teacher), ("cmim.teacher", cfg.cmim.teacher),
