@@ -293,14 +293,14 @@ def _twin_spec(step: dict) -> dict:
 def _helper_specs(base_steps: list[dict], apply_to: set[str]) -> dict[str, dict]:
     """Model specs (no checkpoint yet) of the helpers compare would train for this base."""
     from bnnlab.config import validate_config
-    from bnnlab.runner import _datamodule
+    from bnnlab.runner import datamodule_for
     from bnnlab.training import build_frozen
 
     ref = _reference_step(base_steps, apply_to)
     twin = _twin_spec(ref)
     cfg = validate_config({k: v for k, v in ref.items() if k not in ("loss", "augment", "cmim")},
                           source="compare base")
-    dm = _datamodule(cfg)
+    dm = datamodule_for(cfg)
     from bnnlab.config import TeacherConfig
 
     try:
