@@ -538,3 +538,25 @@ def _ratio_cells(result, key, met=False):
 def bench_json(result: dict[str, Any]) -> str:
     """The result as indented JSON text."""
     return _json.dumps(result, indent=2)
+
+
+def bench_markdown(result: dict[str, Any], command: str = "bnnlab bench") -> str:
+    """The printed tables as a Markdown page (for ``results/bench.md``), with the machine,
+    the command and the bnnlab commit it ran at."""
+    import io
+
+    from rich.console import Console
+
+    from bnnlab.tracking import git_info
+
+    console = Console(record=True, width=120, file=io.StringIO(), color_system=None)
+    print_bench(result, console)
+    env, g = result["env"], git_info()
+    return "\n".join([
+        "# bnnlab bench", "",
+        f"- command: `{command}`",
+        f"- machine: {env['device_name']} ({env['device']}, {env['threads']} threads), "
+        f"torch {env['torch']}, dtype {env['dtype']}",
+        f"- bnnlab commit: `{g['commit'][:12] or 'unknown'}`" + (" (dirty)" if g["dirty"] == "true" else ""),
+        "- ratios are printed, never asserted; absolute times depend on the machine and its load", "",
+        "```", console.export_text().rstrip(), "```", ""])

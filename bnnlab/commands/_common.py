@@ -16,7 +16,10 @@ state = SimpleNamespace(debug=False)
 def console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    # pipes and logs get wide tables instead of rich's 80-column default
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
 def handle_errors(fn):
