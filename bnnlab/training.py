@@ -167,6 +167,11 @@ class BnnModule(L.LightningModule):
                                          prob=cfg.augment.prob)
         if cfg.trainer.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.trainer.compile:
+            # compile the two halves the training step calls; the module itself (and so every
+            # state_dict key, checkpoint and step-to-step transfer) stays as it is
+            self.model.forward_features = torch.compile(self.model.forward_features)
+            self.model.forward_head = torch.compile(self.model.forward_head)
         self._epoch_t0 = 0.0
 
     def _shared_frozen(self, spec: TeacherConfig, *dims) -> nn.Module:

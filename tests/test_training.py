@@ -99,3 +99,20 @@ def test_nonfinite_loss_stops_with_step(monkeypatch):
     cfg = _cfg(**{"optim.lr": 1e30, "optim.name": "sgd", "optim.momentum": 0.0})
     with pytest.raises(NonFiniteLossError, match="batch"):
         _fit(cfg, epochs=3, batches=20)
+
+
+def test_torchvision_resnet_state_dict_loads_as_teacher(tmp_path):
+    """A user-downloaded torchvision ResNet state_dict serves as a frozen teacher as is."""
+    import torchvision
+
+    from bnnlab.config import TeacherConfig
+    from bnnlab.training import build_frozen
+
+    tv = torchvision.models.resnet18(weights=None, num_classes=10)
+    path = tmp_path / "resnet18-torchvision.pth"
+    torch.save(tv.state_dict(), path)
+    teacher = build_frozen(TeacherConfig(model="resnet18", checkpoint=str(path)), 10, 3, 224)
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    x = torch.randn(2, 3, 64, 64)
+    tv.eval()
+    assert torch.allclose(teacher(x), tv(x), atol=1e-5)
