@@ -166,6 +166,9 @@ class TrainerConfig(_Strict):
     limit_train_batches: float | int | None = None
     limit_val_batches: float | int | None = None
     deterministic: bool = False
+    # CPU intra-op threads (torch.set_num_threads); None keeps torch's default. Tiny models
+    # (digits) run faster and bit-reproducibly with 1.
+    num_threads: int | None = Field(default=None, gt=0)
 
     @field_validator("precision")
     @classmethod

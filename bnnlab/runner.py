@@ -220,11 +220,11 @@ def _summary(history) -> dict[str, float]:
 
 def config_hash(steps: list[StepConfig]) -> str:
     """A short hash of a plan's configs, without fields that do not change the result
-    (devices, strategy, nodes, accelerator, data location, loader workers)."""
+    (devices, strategy, nodes, accelerator, CPU threads, data location, loader workers)."""
     items = []
     for cfg in steps:
         d = cfg.model_dump(by_alias=True)
-        for key in ("devices", "strategy", "num_nodes", "accelerator"):
+        for key in ("devices", "strategy", "num_nodes", "accelerator", "num_threads"):
             d["trainer"].pop(key, None)
         for key in ("data_dir", "download", "num_workers"):
             d["data"].pop(key, None)
@@ -475,6 +475,10 @@ def _run_one(cfg, i, n, store, experiment, run_name, tags, parent_id, extra_call
 
     dm = datamodule_for(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.trainer.num_threads:
+        import torch
+
+        torch.set_num_threads(cfg.trainer.num_threads)
     info = dict(num_classes=dm.num_classes, in_channels=dm.in_channels, input_size=dm.input_size,
                 train_size=dm.train_size)
     module = BnnModule(cfg.model_dump(by_alias=True), info)  # may raise on bad names/checkpoints

@@ -38,6 +38,7 @@ def train(
     precision: str = typer.Option("32-true", "--precision", help="32-true, bf16-mixed, 16-mixed."),
     channels_last: bool = typer.Option(False, "--channels-last", help="Use channels_last memory format."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads (1 is fastest for tiny models)."),
     config: Path = typer.Option(None, "--config", "-c", help="YAML file with a step config (fields of TrainConfig)."),
     sets: list[str] = typer.Option(None, "--set", "-s", help="Override any config key: --set optim.tau=1e-6."),
     experiment: str = typer.Option("train", "--experiment", help="MLflow experiment name."),
@@ -75,6 +76,7 @@ def train(
         "trainer.accelerator": accelerator, "trainer.devices": devices, "trainer.strategy": strategy,
         "trainer.num_nodes": num_nodes, "trainer.precision": precision,
         "trainer.channels_last": channels_last or None, "trainer.compile": compile_ or None,
+        "trainer.num_threads": threads,
     }
     overrides = {k: v for k, v in flags.items() if v is not None}
     overrides.update(parse_sets(sets))

@@ -65,3 +65,17 @@ def test_every_command_has_help(cli):
     for command in app.registered_commands:
         assert command.help, command.name
         assert cli([command.name, "--help"]).exit_code == 0
+
+
+def test_threads_option_sets_torch_threads(cli):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        res = cli(["train", "--epochs", "1", "--threads", "1", "--json"])
+        assert res.exit_code == 0, res.output
+        assert torch.get_num_threads() == 1
+        out = json.loads(res.output[res.output.index("{"):])
+        assert MlflowClient(resolve_tracking_uri()).get_run(out["run_id"]).data.params["trainer.num_threads"] == "1"
+    finally:
+        torch.set_num_threads(before)
