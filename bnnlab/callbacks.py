@@ -1,4 +1,4 @@
-"""Lightning callbacks: plain-line progress for non-terminals, and per-epoch history."""
+"""Lightning callbacks: plain-line progress for non-terminals, per-epoch checkpoints and metric logging."""
 
 from __future__ import annotations
 
@@ -37,25 +37,6 @@ class PlainProgress(L.Callback):
         label = f"[{self.label}] " if self.label else ""
         print(f"{label}epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {_fmt(m)}  "
               f"({time.perf_counter() - self._t0:.1f}s)", flush=True)
-
-
-class History(L.Callback):
-    """Keeps the per-epoch validation metrics of this process (for final/best summaries)."""
-
-    def __init__(self):
-        self.epochs: list[dict[str, float]] = []
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        m = {k: float(v) for k, v in trainer.callback_metrics.items()
-             if getattr(v, "numel", lambda: 1)() == 1}
-        m["epoch"] = trainer.current_epoch
-        self.epochs.append(m)
-
-    def state_dict(self):
-        return {"epochs": self.epochs}
-
-    def load_state_dict(self, state_dict):
-        self.epochs = list(state_dict.get("epochs", []))
 
 
 def progress_callback(label: str = "") -> L.Callback:

@@ -335,29 +335,3 @@ class Tracker:
 
     def metric_steps(self, run_id: str, key: str) -> set[int]:
         return {m.step for m in retry_locked(self.client.get_metric_history, run_id, key)}
-
-
-def make_lightning_logger(tracker: Tracker, run_id: str):
-    """A Lightning MLFlowLogger writing into an existing run, one step per epoch.
-
-    Kept for library users; ``run_steps`` no longer uses it: it logs each epoch's metrics
-    itself, right after that epoch's checkpoint is saved (see :mod:`bnnlab.runner`).
-
-    bnnlab logs params itself and ends runs itself (so it can log the checkpoint first
-    and set KILLED/FAILED precisely); the logger only writes metrics.
-    """
-    from lightning.pytorch.loggers import MLFlowLogger
-
-    class EpochMLFlowLogger(MLFlowLogger):
-        def log_hyperparams(self, params):  # bnnlab logs the resolved config itself
-            return None
-
-        def log_metrics(self, metrics, step=None):
-            metrics = dict(metrics)
-            epoch = metrics.pop("epoch", None)
-            super().log_metrics(metrics, step=int(epoch) if epoch is not None else step)
-
-        def finalize(self, status: str = "success") -> None:
-            return None
-
-    return EpochMLFlowLogger(tracking_uri=tracker.uri, run_id=run_id)
