@@ -370,8 +370,7 @@ def run_steps(steps: list[StepConfig], *, tracker: Tracker, experiment: str, run
     quiet_lightning()
     tags = dict(tags or {})
     # check every step's data and the trainer options before anything reaches the store
-    for cfg in steps:
-        datamodule_for(cfg)
+    checked = [datamodule_for(cfg) for cfg in steps]  # reused below: each dataset is checked once
     _check_trainer_options(steps[0])
     plan_hash = config_hash(steps)
     ctx = json.loads(os.environ[_DDP_ENV]) if (_DDP_ENV in os.environ and not _is_rank_zero()) else None
@@ -418,7 +417,7 @@ def run_steps(steps: list[StepConfig], *, tracker: Tracker, experiment: str, run
                     res = _reuse_finished(tracker, prior, raw.name)
                 else:
                     cfg = _resolve_refs(raw, done, prev)
-                    res = _run_one(cfg, i, len(steps), store, experiment, run_name, tags, proc_id,
+                    res = _run_one(cfg, checked[i], i, len(steps), store, experiment, run_name, tags, proc_id,
                                    extra_callbacks or [], prior, plan_hash, ctx, prior_steps, steps)
                 results.append(res)
                 done[raw.name] = prev = res
@@ -466,14 +465,13 @@ def _child_run_id(tracker: Tracker, ctx: dict, name: str) -> tuple[str, str | No
     return f"rank-{os.environ.get('LOCAL_RANK', '?')}-{name}", None
 
 
-def _run_one(cfg, i, n, store, experiment, run_name, tags, parent_id, extra_callbacks, prior, plan_hash,
+def _run_one(cfg, dm, i, n, store, experiment, run_name, tags, parent_id, extra_callbacks, prior, plan_hash,
              ctx, prior_steps, steps):
     import lightning as L
 
     from bnnlab.callbacks import EpochCheckpoint, FaultInjector
     from bnnlab.training import BnnModule, NonFiniteLossError
 
-    dm = datamodule_for(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.trainer.num_threads:
         import torch
