@@ -212,18 +212,21 @@ class BnnModule(L.LightningModule):
                 else:
                     g["lr"] = o.schedule.value(o.lr, e, total)
 
-    def _optimizers(self) -> list[torch.optim.Optimizer]:
+    def _lightning_optimizers(self) -> list:
+        """Lightning's optimizer wrappers (their ``step`` goes through the precision plugin)."""
         opts = self.optimizers()
-        opts = opts if isinstance(opts, list) else [opts]
-        return [getattr(o, "optimizer", o) for o in opts]
+        return opts if isinstance(opts, list) else [opts]
+
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        """The torch optimizers themselves (for param groups, Bop's flip ratio)."""
+        return [getattr(o, "optimizer", o) for o in self._lightning_optimizers()]
 
     # ------------------------------------------------------------------ steps
 
     def training_step(self, batch, batch_idx):
         x, y, idx = batch
         x = self._prep(x)
-        opts = self.optimizers()
-        opts = opts if isinstance(opts, list) else [opts]
+        opts = self._lightning_optimizers()
         self._apply_schedules(batch_idx)
         ya, yb, lam = y, None, 1.0
         if self.mixer is not None:
